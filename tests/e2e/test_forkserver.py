@@ -240,14 +240,17 @@ def test_what_the_fork_server_cannot_start_as_popen_would_goes_through_popen(tmp
     asked = Gateway(tmp_path / "asked", env=env, fork=False).start()
     try:
         assert isinstance(prefixed.proc, subprocess.Popen) and isinstance(asked.proc, subprocess.Popen)
+        assert (prefixed.started["why_not"], asked.started["why_not"]) == ("a prefix", "fork=False")
     finally:
         prefixed.stop()
         asked.stop()
+    assert forkclient.fork_tool(["/bin/true"], forks.env, str(tmp_path), (0, 1, 2)) == (
+        None, "/bin/true is not mitmdump or mitmweb")
     monkeypatch.setenv("QWEN_TEST_NO_FORKSERVER", "1")
     assert forkclient.server() is None
     off = Gateway(tmp_path / "off", env=env).start()
     off.stop()
-    assert isinstance(off.proc, subprocess.Popen)
+    assert isinstance(off.proc, subprocess.Popen) and off.started["why_not"] == "QWEN_TEST_NO_FORKSERVER=1"
 
 
 def test_a_fork_server_whose_session_ends_stops_its_gateways(tmp_path, emu, oauth_home):

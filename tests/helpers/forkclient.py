@@ -227,13 +227,31 @@ def stop() -> None:
         _servers.popitem()[1].stop()
 
 
+def fork_tool(cmd: list, env: dict[str, str], cwd: str, stdio: tuple[int, int, int], *, fork: bool = True,
+              wrapper: str | None = None, inside: int | None = None) -> tuple[ForkedProcess | None, str | None]:
+    """mitmdump or mitmweb (`cmd[0]`, by full path) forked by the gateway's fork server, or (None, why not) for the
+    caller to start it its own way: `wrapper` (a command it runs under, such as a prefix or qwen-redirect),
+    `fork=False` (a test that must read a process started afresh), no such server, or an environment it cannot
+    give. `inside`: a process whose namespaces it joins (ForkServer.spawn)."""
+    if wrapper is not None:
+        return None, wrapper
+    if not fork:
+        return None, "fork=False"
+    if str(cmd[0]) not in TOOLS:
+        return None, f"{cmd[0]} is not mitmdump or mitmweb"
+    forks = server()
+    why = forks.reason_not_to_fork(env) if forks is not None else "QWEN_TEST_NO_FORKSERVER=1"
+    if forks is None or why is not None:
+        return None, why
+    # the console script's shebang; stdin as the caller gives it
+    return forks.spawn([sys.executable, *map(str, cmd)], env, cwd, stdio, inside=inside), None
+
+
 def popen(cmd: list[str], *, env: dict[str, str], cwd: str, log: int) -> subprocess.Popen | ForkedProcess:
     """`subprocess.Popen(cmd, stdout=log, stderr=STDOUT, env=env, cwd=cwd)` for mitmdump or mitmweb (by their full
     path), forked by the gateway's fork server when it can (stdin: this process's, as Popen leaves it)."""
-    forks = server() if cmd[0] in TOOLS else None
-    if forks is None or forks.reason_not_to_fork(env) is not None:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
-    return forks.spawn([sys.executable, *cmd], env, cwd, (0, log, log))  # the console script's shebang
+    proc, _why = fork_tool(cmd, env, cwd, (0, log, log))
+    return proc or subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
 
 def run(cmd: list[str], *, modules: tuple[str, ...], env: dict[str, str], timeout: float,

@@ -187,7 +187,7 @@ class World:
         self.workdir = workdir
         self.ns = Namespace(workdir / "ns", {"api.openai.com": OPENAI_ADDRESS, CHATGPT_HOST: CHATGPT_ADDRESS,
                                              OTHER_HOST: OTHER_ADDRESS})
-        self.procs: list = []  # Popen, or forkclient.ForkedProcess (a gateway)
+        self.procs: list[subprocess.Popen | ForkedProcess] = []  # a gateway may be forked
         self.emu_port = 0
         self.origin_log = workdir / "origin.log"
         self.other_log = workdir / "other.log"
@@ -340,14 +340,13 @@ class NsGateway:
         from helpers import forkclient, testca  # (not at the top: this file also runs as a script, inside)
 
         testca.seed_mitmproxy_confdir(self.workdir / "conf")
-        forks = forkclient.server() if self.fork and not self.wrap else None  # a wrapper (qwen-redirect) runs it
-        self.why_not_forked = (forks.reason_not_to_fork(env) if forks is not None else "a wrapper" if self.wrap
-                               else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
-        if forks is not None and self.why_not_forked is None:  # ~2 s of CPU less than a mitmdump started afresh
-            with open(os.devnull) as null, open(self.logfile, "w") as log:
-                self.proc = forks.spawn([PY, *map(str, cmd)], env, "/",  # where nsenter --mount leaves it
-                                        (null.fileno(), log.fileno(), log.fileno()), inside=self.world.ns.pid)
-            self.world.procs.append(self.proc)
+        with open(os.devnull) as null, open(self.logfile, "w") as log:  # ~2 s of CPU less than a fresh mitmdump
+            forked, self.why_not_forked = forkclient.fork_tool(
+                cmd, env, "/", (null.fileno(), log.fileno(), log.fileno()),  # "/": where nsenter --mount leaves it
+                fork=self.fork, wrapper="a wrapper" if self.wrap else None, inside=self.world.ns.pid)
+        if forked is not None:
+            self.proc = forked
+            self.world.procs.append(forked)
         else:
             self.proc = self.world.spawn(cmd, log=self.logfile, env=env)
         self.port = next(iter(json.loads(_wait_for(self.portfile, self.proc, "mitmdump")).values()))

@@ -159,15 +159,11 @@ class Gateway:
                *(("-s", str(CONNLOG_ADDON)) if self.connlog is not None else ()), *self.args]
         if self.tool == "mitmweb":
             cmd += ["--set", "web_open_browser=false"]
-        forks = forkclient.server() if self.fork and not self.prefix and cmd[0] in forkclient.TOOLS else None
-        why = (forks.reason_not_to_fork(env) if forks else "a prefix" if self.prefix
-               else "fork=False" if not self.fork else "QWEN_TEST_NO_FORKSERVER=1")
-        with open(self.logfile, "w") as log:
-            if forks is not None and why is None:  # stdin: this process's, as Popen leaves it
-                self.proc = forks.spawn([sys.executable, *cmd], env, str(self.workdir),  # the script's shebang
-                                        (0, log.fileno(), log.fileno()))
-            else:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(self.workdir))
+        with open(self.logfile, "w") as log:  # stdin: this process's, as Popen leaves it
+            forked, why = forkclient.fork_tool(cmd, env, str(self.workdir), (0, log.fileno(), log.fileno()),
+                                               fork=self.fork, wrapper="a prefix" if self.prefix else None)
+            self.proc = forked or subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                   cwd=str(self.workdir))
         self._why_not_forked = why
         return self
 
