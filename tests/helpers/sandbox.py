@@ -44,8 +44,9 @@ FAIL = "@@qwen-docs-fail@@"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 DONE = "@@qwen-docs-done@@"
 # After a block, output may still come from background jobs: `run` waits until the terminal was quiet for
-# `settle` s; when no process but the shell has the terminal open, for this long (bytes in the kernel's hands)
-QUIET_ALONE = 0.8
+# `settle` s. When no process but the shell has the terminal open, everything the block printed came before its
+# end marker on the one terminal, so only this long (bytes the reader thread has yet to take from the kernel)
+QUIET_ALONE = 0.1
 
 
 def loopback_up() -> None:
@@ -161,7 +162,7 @@ class Shell:
         with self._lock:
             return self._buf.decode("utf-8", "replace")
 
-    def run(self, text: str, *, stdin: str = "", timeout: float = 120, settle: float = 0.8) -> tuple[str, list[str]]:
+    def run(self, text: str, *, stdin: str = "", timeout: float = 120, settle: float = 0.4) -> tuple[str, list[str]]:
         """Source `text`; wait for it (at most `timeout` s), then until the output has been quiet for
         `settle` s (background jobs finishing their lines; at most 5 s). Returns (output, failures)."""
         self._n += 1
