@@ -7,6 +7,7 @@ it, and the ledger numbers the turns once."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import psycopg
@@ -34,10 +35,29 @@ def params(turns: int, system: str = SYSTEM) -> dict:
 def turns_in_ledger(pg_url: str, n: int) -> list[tuple]:  # noqa: F811
     with psycopg.connect(pg_url, autocommit=True) as conn:
         def rows() -> list[tuple]:
-            return conn.execute("SELECT conversation, cache_turn FROM usage WHERE cache_turn IS NOT NULL "
-                                "ORDER BY ts").fetchall()
+            try:
+                return conn.execute("SELECT conversation, cache_turn FROM usage WHERE cache_turn IS NOT NULL "
+                                    "ORDER BY ts").fetchall()
+            except psycopg.errors.UndefinedTable:  # no gateway has written its first row yet: none to read
+                return []
         until(lambda: len(rows()) >= n, f"{n} turns in the shared ledger", limit=30)
         return rows()
+
+
+def test_the_ledger_is_waited_for_until_a_gateway_has_made_its_table(pg_url):  # noqa: F811
+    """A gateway makes the shared ledger's table when it writes its first row (observe/ledger.py opens the ledger at
+    first use), so `turns_in_ledger` may look before the table exists."""
+    def make_later() -> None:
+        time.sleep(0.5)
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE usage (conversation TEXT, cache_turn BIGINT, ts DOUBLE PRECISION)")
+            conn.execute("INSERT INTO usage VALUES ('c', 1, 1.0)")
+    maker = threading.Thread(target=make_later)
+    maker.start()
+    try:
+        assert turns_in_ledger(pg_url, 1) == [("c", 1)]
+    finally:
+        maker.join()
 
 
 @pytest.mark.skipif(not ANTHROPIC_PYTHON.exists(), reason=NO_ANTHROPIC)
