@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import secrets
 import threading
 import time
@@ -114,8 +115,10 @@ BILLED_KEPT = 100  # requests' usages kept per account (stats' `billed`)
 
 
 def short(token: str) -> str:
-    """How a token appears in stats: never in full."""
-    return token[:6] + "…"
+    """How a token appears in stats, and a key's account unless `key_accounts` names it: never in full, and two
+    tokens as one name only by a 1-in-4-billion chance (a digest after the first characters, which seeded keys
+    share: `tok-` and hex)."""
+    return f"{token[:6]}…{hashlib.sha256(token.encode()).hexdigest()[:8]}"
 
 
 class State:

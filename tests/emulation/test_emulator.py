@@ -23,6 +23,8 @@ pytestmark = pytest.mark.e2e  # starts emulator processes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "qwen_emulator.py"
+sys.path.insert(0, str(ROOT / "scripts"))
+from emulator.state import short  # noqa: E402  (how stats name a key)
 CLIENT_ID = "f0304373b74a44d2b584a3fb70ca9e56"
 SCOPE = "openid profile email model.completion"
 API_KEY = "sk-emulator-test"
@@ -819,8 +821,22 @@ def test_rate_limits_per_token(emu):
     r = emu.chat()
     assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota"
     per = emu.admin("GET", "stats")["per_token"]
-    assert per == {API_KEY[:6] + "…": {"requests": 2, "last_minute": 2, "today": 2},
-                   SEED[:6] + "…": {"requests": 1, "last_minute": 1, "today": 1}}
+    assert per == {short(API_KEY): {"requests": 2, "last_minute": 2, "today": 2},
+                   short(SEED): {"requests": 1, "last_minute": 1, "today": 1}}
+
+
+def test_two_keys_that_begin_alike_are_two_accounts(emu):
+    """By default each key is an account of its own (docs/emulator.md), also when two keys begin alike: the tests'
+    seeded keys are `tok-` and hex, and one pair in 256 shared the name stats gave them, so their limits, caches
+    and bills were one account's."""
+    one, two = ("tok-ab" + c * 20 for c in "12")
+    for key in (one, two):
+        emu.admin("POST", "tokens", {"access_token": key, "kind": "key"})
+    emu.switches(rpm_limit=1)
+    assert [emu.chat(token=t).status_code for t in (one, two)] == [200, 200]  # a budget each
+    stats = emu.admin("GET", "stats")
+    assert len(stats["per_account"]) == len(stats["billed"]) == len(stats["per_token"]) == 2, stats
+    assert not any(key in json.dumps(stats) for key in (one, two))  # never a key in full
 
 
 def test_arrearage_is_a_400_with_a_request_id(emu):
@@ -881,8 +897,8 @@ def test_cache_hits_per_account(emu):
         assert emu.http.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {token}"}
                              ).status_code == 200
     per = emu.admin("GET", "stats")["per_account"]
-    assert per[API_KEY[:6] + "…"]["cache_hits"] == 1 and per[API_KEY[:6] + "…"]["cached_tokens"] > 200
-    assert per[SEED[:6] + "…"] == {"requests": 1, "prompt_tokens": per[SEED[:6] + "…"]["prompt_tokens"],
+    assert per[short(API_KEY)]["cache_hits"] == 1 and per[short(API_KEY)]["cached_tokens"] > 200
+    assert per[short(SEED)] == {"requests": 1, "prompt_tokens": per[short(SEED)]["prompt_tokens"],
                                    "cached_tokens": 0, "cache_hits": 0}  # another key's cache
 
 
