@@ -827,8 +827,8 @@ def test_rate_limits_per_token(emu):
 
 def test_two_keys_that_begin_alike_are_two_accounts(emu):
     """By default each key is an account of its own (docs/emulator.md), also when two keys begin alike: the tests'
-    seeded keys are `tok-` and hex, and one pair in 256 shared the name stats gave them, so their limits, caches
-    and bills were one account's."""
+    seeded keys are `tok-` and hex, and one pair in 256 shared the name stats gave them, so their limits and bills
+    were one account's (each key's prompt cache was its own all along)."""
     one, two = ("tok-ab" + c * 20 for c in "12")
     for key in (one, two):
         emu.admin("POST", "tokens", {"access_token": key, "kind": "key"})
